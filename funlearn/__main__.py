@@ -1,0 +1,5 @@
+import sys
+
+from funlearn.cli import main
+
+sys.exit(main())

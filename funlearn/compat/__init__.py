@@ -1,0 +1,3 @@
+"""compat"""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""second_order"""
+
+__all__: list[str] = []

@@ -1,0 +1,67 @@
+"""Gradient transformations in the optax shape, optimizers, schedules and unlearning transforms."""
+
+from funlearn.transforms.base import (
+    GradientTransformation,
+    LeafMask,
+    State,
+    Updates,
+    apply_updates,
+    chain,
+    identity,
+    mask_updates,
+    masked,
+    scale,
+)
+from funlearn.transforms.optim import (
+    adam,
+    adamw,
+    add_decayed_weights,
+    clip_by_global_norm,
+    scale_by_adam,
+    scale_by_learning_rate,
+    sgd,
+    skip_not_finite,
+    trace,
+)
+from funlearn.transforms import schedules
+from funlearn.transforms.schedules import (
+    Schedule,
+    as_schedule,
+    constant_schedule,
+    cosine_schedule,
+    exponential_schedule,
+    linear_schedule,
+    multistep_schedule,
+    step_schedule,
+)
+
+__all__ = [
+    "GradientTransformation",
+    "LeafMask",
+    "State",
+    "Updates",
+    "apply_updates",
+    "chain",
+    "identity",
+    "mask_updates",
+    "masked",
+    "scale",
+    "adam",
+    "adamw",
+    "add_decayed_weights",
+    "clip_by_global_norm",
+    "scale_by_adam",
+    "scale_by_learning_rate",
+    "sgd",
+    "skip_not_finite",
+    "trace",
+    "schedules",
+    "Schedule",
+    "as_schedule",
+    "constant_schedule",
+    "cosine_schedule",
+    "exponential_schedule",
+    "linear_schedule",
+    "multistep_schedule",
+    "step_schedule",
+]
