@@ -5,7 +5,8 @@ Everything public is re-exported here, flat: ``funlearn.sgd``, ``funlearn.functi
 """
 
 from funlearn._version import __version__
-from funlearn import tree
+from funlearn import random, tree
+from funlearn.autodiff import value_and_grad
 from funlearn.model import *  # noqa: F401,F403
 from funlearn.io import *  # noqa: F401,F403
 from funlearn.losses import *  # noqa: F401,F403
