@@ -4,9 +4,9 @@ Everything public is re-exported here, flat: ``funlearn.sgd``, ``funlearn.functi
 ``funlearn.per_sample_grads``... Each subpackage lists its public names in ``__all__``.
 """
 
-from funlearn._version import __version__
-from funlearn import random, tree
-from funlearn.autodiff import value_and_grad
+from funlearn._version import __version__ as __version__
+from funlearn import random as random, tree as tree
+from funlearn.autodiff import value_and_grad as value_and_grad
 from funlearn.model import *  # noqa: F401,F403
 from funlearn.io import *  # noqa: F401,F403
 from funlearn.losses import *  # noqa: F401,F403

@@ -35,6 +35,7 @@ __all__ = [
     "functional",
     "extract",
     "load_into_module",
+    "random_init",
 ]
 
 
@@ -155,3 +156,32 @@ def load_into_module(module: nn.Module, params: Params, buffers: Buffers | None 
             for k, t in own.items():
                 t.copy_(given[k])
     return module
+
+
+def random_init(
+    model: FunctionalModel, seed: int, *, device: torch.device | str | None = None
+) -> tuple[Params, Buffers]:
+    """Freshly initialised ``(params, buffers)`` of ``model``'s architecture, from ``seed``, on ``device``.
+
+    Every submodule's ``reset_parameters()`` runs (PyTorch's default initialisation; BatchNorm gets
+    weight 1, bias 0 and fresh running statistics) under ``torch.manual_seed(seed)`` inside
+    ``fork_rng``, so the global RNG is left as it was. Used for BadTeacher's incompetent teacher and
+    ZRF's random reference. Raises if a parameter belongs to a module without ``reset_parameters``
+    (build those params yourself then, e.g. with ``create_model(..., seed=...)``).
+    """
+    module = copy.deepcopy(model.module).to("cpu")
+    owners = [m for m in module.modules() if callable(getattr(m, "reset_parameters", None))]
+    covered = {id(p) for m in owners for p in m.parameters(recurse=False)}
+    missing = [name for name, p in module.named_parameters() if id(p) not in covered]
+    if missing:
+        raise ValueError(
+            f"cannot re-initialise params {missing}: their modules have no reset_parameters(); "
+            "pass explicit random params instead (e.g. from funlearn.create_model(..., seed=...))"
+        )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for m in owners:
+            m.reset_parameters()
+    if device is None:
+        device = next((p.device for p in model.module.parameters()), torch.device("cpu"))
+    return extract(module.to(device))

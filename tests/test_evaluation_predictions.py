@@ -112,30 +112,3 @@ def test_predict_split_uses_the_evaluation_loaders_of_a_classwise_split():
     with pytest.raises(ValueError, match="forget_eval"):
         fl.predict_split(model, params, buffers, {"retain_eval": loaders["retain_eval"]})
 
-
-def test_random_reference_is_seeded_fresh_and_leaves_the_global_rng_alone(trained_bn_model):
-    model, params, buffers = trained_bn_model
-    state = torch.get_rng_state()
-    a_params, a_buffers = fl.random_reference(model, seed=1)
-    b_params, _ = fl.random_reference(model, seed=1)
-    c_params, _ = fl.random_reference(model, seed=2)
-    assert torch.equal(torch.get_rng_state(), state)
-    assert all(torch.equal(a_params[k], b_params[k]) for k in a_params)
-    assert not torch.equal(a_params["0.weight"], c_params["0.weight"])
-    assert not torch.equal(a_params["0.weight"], params["0.weight"])  # re-initialised, not the model's
-    assert torch.equal(a_buffers["1.running_var"], torch.ones(8))  # BatchNorm statistics reset
-    assert set(a_params) == set(params) and set(a_buffers) == set(buffers)
-
-
-def test_random_reference_refuses_parameters_it_cannot_reset():
-    class Scaled(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.scale = torch.nn.Parameter(torch.ones(3))
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return x * self.scale
-
-    model, _, _ = fl.functional(Scaled())
-    with pytest.raises(ValueError, match="scale"):
-        fl.random_reference(model)

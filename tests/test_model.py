@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from conftest import make_cnn
-from funlearn import functional, load_into_module
+from funlearn import functional, load_into_module, random_init
 
 
 def test_apply_equals_module_forward_in_eval_and_train(batch):
@@ -90,3 +90,30 @@ def test_load_into_module_writes_back_and_checks_keys():
     bad["9.bias"] = torch.zeros(3)
     with pytest.raises(ValueError, match="wrong shapes"):
         load_into_module(target, bad)
+
+
+def test_random_init_is_seeded_fresh_and_leaves_the_global_rng_alone():
+    model, params, buffers = functional(make_cnn())
+    state = torch.get_rng_state()
+    a_params, a_buffers = random_init(model, 1)
+    b_params, _ = random_init(model, 1)
+    c_params, _ = random_init(model, 2)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert all(torch.equal(a_params[k], b_params[k]) for k in a_params)
+    assert not torch.equal(a_params["0.weight"], c_params["0.weight"])
+    assert not torch.equal(a_params["0.weight"], params["0.weight"])
+    assert torch.equal(a_buffers["1.running_var"], torch.ones(8))  # fresh BatchNorm statistics
+    assert set(a_params) == set(params) and set(a_buffers) == set(buffers)
+
+
+def test_random_init_refuses_parameters_it_cannot_reset():
+    class Scaled(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.scale = nn.Parameter(torch.ones(3))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x * self.scale
+
+    with pytest.raises(ValueError, match="scale"):
+        random_init(functional(Scaled())[0], 0)

@@ -51,7 +51,6 @@ from funlearn.evaluation.predictions import (
     Predictions,
     collect_predictions,
     predict_split,
-    random_reference,
 )
 from funlearn.evaluation.report import DEFAULT_COLUMNS, Report, make_report
 from funlearn.evaluation.retrain import REQUIRED_KEY_FIELDS, RetrainedModel, retrain_key, retrained_reference
@@ -93,7 +92,6 @@ __all__ = [
     "plot_tradeoff",
     "predict_split",
     "prediction_agreement",
-    "random_reference",
     "retrain_baseline",
     "retrain_key",
     "retrained_reference",

@@ -7,7 +7,7 @@
   Against the retrained model, higher is better (100 = same decisions).
 * **ZRF** (Zero Retrain Forgetting; Chundawat et al. 2023, "Can Bad Teaching Induce Forgetting?"):
   ``ZRF = 1 - mean_i JS(p_model(x_i), p_random(x_i))`` over the forget set, with ``p_random`` a
-  randomly initialised model of the same architecture (:func:`~funlearn.random_reference`, seeded).
+  randomly initialised model of the same architecture (:func:`~funlearn.random_init`, seeded).
   In [0, 1]: 1 means the model answers like a random network on the forget set. Its target is the
   retrained model's value.
 * ``zrf_cosine_legacy`` reproduces torchunlearn's "ZRF" for parity: batch means of the cosine

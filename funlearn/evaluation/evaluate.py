@@ -224,7 +224,7 @@ def retrain_baseline(
     """Evaluate the retrained model once, as the reference of every later :func:`evaluate_unlearning`.
 
     ``time_s``: its training time (for the methods' ``time_fraction``). ``random_forget``: a randomly
-    initialised model's predictions on the forget set (:func:`~funlearn.random_reference`), which
+    initialised model's predictions on the forget set (:func:`~funlearn.random_init`), which
     enables ZRF for the baseline and every method. Its own gaps are 0 and agreements 100.
     """
     _check_time(time_s)

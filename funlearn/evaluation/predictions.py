@@ -10,7 +10,6 @@ predictions of two models stay row-aligned.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -19,7 +18,7 @@ from torch import Tensor
 
 from funlearn.data.loaders import to_float
 from funlearn.engine.evaluate import predict_logits
-from funlearn.model import Buffers, FunctionalModel, Params, extract
+from funlearn.model import Buffers, FunctionalModel, Params
 from funlearn.random import fold_in, key
 
 __all__ = [
@@ -27,13 +26,11 @@ __all__ = [
     "Predictions",
     "collect_predictions",
     "predict_split",
-    "random_reference",
 ]
 
 Data = Iterable[tuple[Tensor, Tensor]] | tuple[Tensor, Tensor]
 
 _SUBSET_STREAM = 0x5E7  # folded into the seed of a limit subset (one stream per evaluation set)
-_REFERENCE_STREAM = 0x5E8  # folded into the seed of the random reference model's initialisation
 
 
 @dataclass(frozen=True, eq=False)
@@ -103,10 +100,6 @@ def _subset_index(n: int, limit: int | None, seed: int) -> Tensor | None:
         return None
     order = torch.randperm(n, generator=key(seed, _SUBSET_STREAM))
     return order[:limit].sort().values
-
-
-def _model_device(params: Params) -> torch.device:
-    return next(iter(params.values())).device if params else torch.device("cpu")
 
 
 def collect_predictions(
@@ -189,32 +182,3 @@ def predict_split(
         if data is not None
     }
     return ModelPredictions(**collected)
-
-
-def random_reference(
-    model: FunctionalModel, seed: int = 0, *, device: torch.device | str | None = None
-) -> tuple[Params, Buffers]:
-    """Freshly initialised ``(params, buffers)`` of ``model``'s architecture, reproducible from ``seed``.
-
-    Every submodule's ``reset_parameters()`` (BatchNorm also resets its running statistics) runs
-    inside ``torch.random.fork_rng`` seeded with ``seed``: the global RNG is left as it was. This is
-    the random reference model of ZRF (:func:`~funlearn.zrf_score`). Raises if a parameter is not
-    owned by a module that can reset it (build the reference yourself then, e.g. with
-    ``create_model(..., seed=...)``). The tensors go to ``device`` (default: the module's device).
-    """
-    module = copy.deepcopy(model.module).to("cpu")
-    resettable = [m for m in module.modules() if callable(getattr(m, "reset_parameters", None))]
-    covered = {id(p) for m in resettable for p in m.parameters(recurse=False)}
-    stale = [name for name, p in module.named_parameters() if id(p) not in covered]
-    if stale:
-        raise ValueError(
-            f"cannot re-initialise parameters {stale}: their modules have no reset_parameters(); "
-            "pass predictions of a randomly initialised model instead"
-        )
-    with torch.random.fork_rng(devices=[]):
-        torch.default_generator.manual_seed(fold_in(seed, _REFERENCE_STREAM))
-        for m in resettable:
-            m.reset_parameters()
-    params, buffers = extract(module)
-    device = device if device is not None else _model_device(dict(model.module.named_parameters()))
-    return {k: v.to(device) for k, v in params.items()}, {k: v.to(device) for k, v in buffers.items()}

@@ -93,8 +93,8 @@ def _slug(value: Any) -> str:
     return re.sub(r"[^A-Za-z0-9._]+", "_", text).strip("_")[:40] or "x"
 
 
-def _cache_path(cache_dir: Path, fields: dict[str, Any], key: str) -> Path:
-    name = f"retrain-{_slug(fields['dataset'])}-{_slug(fields['scenario'])}-seed{_slug(fields['seed'])}-{key}"
+def _cache_path(cache_dir: Path, fields: dict[str, Any], key: str, prefix: str = "retrain") -> Path:
+    name = f"{_slug(prefix)}-{_slug(fields['dataset'])}-{_slug(fields['scenario'])}-seed{_slug(fields['seed'])}-{key}"
     return cache_dir / f"{name}.safetensors"
 
 
@@ -129,6 +129,7 @@ def retrained_reference(
     reference: FunctionalModel | tuple[Params, Buffers] | None = None,
     refresh: bool = False,
     device: torch.device | str | None = None,
+    prefix: str = "retrain",
 ) -> RetrainedModel:
     """Load the retrained model for ``key_fields`` from ``cache_dir``, or train it with ``train_fn``.
 
@@ -139,10 +140,11 @@ def retrained_reference(
     wall time is stored with the params. ``reference`` (the model, or a ``(params, buffers)``
     template) validates a cached file's names, shapes and dtypes; cached tensors load onto ``device``
     (default: the CPU). A corrupt or mismatched file raises :class:`~funlearn.CheckpointError` naming it.
+    ``prefix`` starts the file name (``"original"`` caches an original model the same way).
     """
     fields = _canonical_fields(key_fields)
     key = retrain_key(fields)
-    path = _cache_path(Path(cache_dir), fields, key)
+    path = _cache_path(Path(cache_dir), fields, key, prefix)
     if path.exists() and not refresh:
         return _load(path, key, fields, reference, device)
     start = time.perf_counter()

@@ -34,6 +34,7 @@ from funlearn.transforms.schedules import (
     multistep_schedule,
     step_schedule,
 )
+from funlearn.transforms.unlearning import add_l1_subgradient, l1_proximal, perturb_then_descend, topk_mask
 
 __all__ = [
     "GradientTransformation",
@@ -64,4 +65,8 @@ __all__ = [
     "linear_schedule",
     "multistep_schedule",
     "step_schedule",
+    "add_l1_subgradient",
+    "l1_proximal",
+    "perturb_then_descend",
+    "topk_mask",
 ]
