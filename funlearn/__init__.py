@@ -17,3 +17,4 @@ from funlearn.second_order import *  # noqa: F401,F403
 from funlearn.methods import *  # noqa: F401,F403
 from funlearn.engine import *  # noqa: F401,F403
 from funlearn.evaluation import *  # noqa: F401,F403
+from funlearn.experiment import *  # noqa: F401,F403

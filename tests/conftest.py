@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import os
 
-import pytest
-import torch
+# Spin-waiting OpenMP threads made small-op loops 40-100x slower on a busy 2-core machine; this must
+# be set before torch loads the OpenMP runtime.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 from torch import nn
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))

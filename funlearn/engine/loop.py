@@ -28,7 +28,7 @@ import math
 import numbers
 import os
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -212,6 +212,7 @@ def run(
     tensorboard: bool | str | os.PathLike = False,
     plot: bool | str | os.PathLike = False,
     compile: bool | str = "auto",
+    on_evaluation: Callable[[Record], None] | None = None,
 ) -> RunResult:
     """Run ``method`` over ``batches`` for ``epochs`` epochs and/or ``steps`` steps (whichever ends first).
 
@@ -240,6 +241,8 @@ def run(
             ``pip install funlearn[tensorboard]``.
         plot: ``True`` saves ``run_dir/history.png`` at the end (or give a path); needs matplotlib.
         compile: ``"auto"`` (compile the step on CUDA), ``True`` or ``False``.
+        on_evaluation: called with each evaluation record, after best selection (e.g. to print a
+            row per evaluation).
 
     Returns:
         :class:`RunResult` with the final and best params, the :class:`History` and the stop reason.
@@ -293,6 +296,8 @@ def run(
     criterion = BestCriterion(best) if best is not None else None
     if criterion is not None and not evaluator:
         raise ValueError("best= needs something to evaluate: pass model= and eval_loaders= (or metrics=)")
+    if on_evaluation is not None and not callable(on_evaluation):
+        raise ValueError(f"on_evaluation must be a callable record -> None (got {on_evaluation!r})")
     if eval_at_start and not evaluator:
         raise ValueError("eval_at_start=True needs eval_loaders= (with model=) or metrics=")
 
@@ -348,6 +353,8 @@ def run(
             best_params, best_buffers, history.best = params, buffers, record
             if rundir is not None:
                 save_checkpoint(rundir.best, params, buffers, seed=seed, counters=counters, metadata={"record": record})
+        if on_evaluation is not None:
+            on_evaluation(record)
 
     def finished() -> bool:
         return (epochs is not None and counters.epoch >= epochs) or (steps is not None and counters.step >= steps)

@@ -29,6 +29,8 @@ from funlearn.methods.salun import saliency_mask, saliency_scores, salun
 from funlearn.methods.scrub import ScrubState, scrub
 from funlearn.methods.bad_teacher import bad_teacher
 from funlearn.methods.boundary_shrink import boundary_shrink
+from funlearn.methods.fisher_forget import fisher_forget, fisher_noise, output_layer
+from funlearn.methods.influence import influence
 
 __all__ = [
     "Batch",
@@ -74,4 +76,9 @@ __all__ = [
     "scrub",
     "bad_teacher",
     "boundary_shrink",
+    # closed-form presets (second-order toolkit)
+    "output_layer",
+    "fisher_noise",
+    "fisher_forget",
+    "influence",
 ]

@@ -36,18 +36,22 @@ def reference_method(
     make_objective: Callable[..., Objective],
     tx: GradientTransformation,
     references: Callable[[Params, Buffers], Sequence[tuple[Params, Buffers]]] = lambda p, b: ((p, b),),
+    *,
+    step_rule: Callable[[Objective, GradientTransformation], Method] = gradient_method,
 ) -> Method:
     """:func:`gradient_method` of ``make_objective(*refs)``, with ``refs`` frozen in the state.
 
     ``refs = references(params, buffers)`` is computed once, by ``init``, from the model before
     unlearning (by default the one reference ``(params, buffers)`` itself), and copied.
+    ``step_rule(objective, tx)`` makes the step (default :func:`gradient_method`; e.g. a
+    perturb-then-descend step for SAM/UAM).
     """
 
     def init(params: Params, buffers: Buffers) -> ReferenceState:
         return ReferenceState(tx.init(params), tuple(frozen_copy(*ref) for ref in references(params, buffers)))
 
     def step(params, buffers, state, batch, key):
-        inner = gradient_method(make_objective(*state.references), tx)
+        inner = step_rule(make_objective(*state.references), tx)
         params, buffers, opt, metrics = inner.step(params, buffers, state.opt, batch, key)
         return params, buffers, state._replace(opt=opt), metrics
 

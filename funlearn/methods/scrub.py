@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
 from funlearn.methods._defaults import check_temperature, resolve_tx
-from funlearn.methods.base import Method, gradient_method
+from funlearn.methods.base import Method, Objective, gradient_method
 from funlearn.methods.objectives import negate, teacher_kl, weighted_sum
 from funlearn.methods.reference import frozen_copy
 from funlearn.model import Buffers, FunctionalModel, Params
@@ -40,6 +41,7 @@ def scrub(
     forget_ceiling: float | None = None,
     label_smoothing: float = 0.0,
     teacher: tuple[Params, Buffers] | None = None,
+    step_rule: Callable[[Objective, GradientTransformation], Method] = gradient_method,
 ) -> Method:
     """SCRUB (Kurmanji et al., "Towards Unbounded Machine Unlearning", NeurIPS 2023), with its max/min alternation.
 
@@ -56,6 +58,9 @@ def scrub(
     by both kinds of step, as in the reference notebooks. So the first ``msteps`` epochs alternate
     max and min, the later epochs only descend. Forwards: student and teacher on forget (max-steps),
     then student and teacher on retain. Metric ``"max_step"`` is 1 when the step made a max-step.
+
+    ``step_rule(objective, tx)`` makes each update (default :func:`gradient_method`; e.g. a
+    perturb-then-descend step for SAM/UAM).
 
     Defaults (the reference's small-scale notebook): ``msteps = 3``, ``T = 2``, ``γ = 1``, ``α = 0.5``,
     ``λ_f = 1``, no ceiling, ``tx = adam(5e-4, weight_decay=5e-4)`` (10 epochs).
@@ -79,13 +84,13 @@ def scrub(
         if is_max_step:
             forget_kl = teacher_kl(model, t_params, t_buffers, "forget", temperature=temperature)
             maximise = weighted_sum((forget_weight, negate(forget_kl, ceiling=forget_ceiling)))
-            params, buffers, opt, max_metrics = gradient_method(maximise, tx).step(params, buffers, opt, batch, key)
+            params, buffers, opt, max_metrics = step_rule(maximise, tx).step(params, buffers, opt, batch, key)
             metrics = {"max_loss": max_metrics.pop("loss"), **max_metrics}
         minimise = teacher_kl(
             model, t_params, t_buffers, "retain", temperature=temperature, kl_weight=retain_kl_weight,
             ce_weight=retain_ce_weight, label_smoothing=label_smoothing,
         )  # fmt: skip
-        params, buffers, opt, min_metrics = gradient_method(minimise, tx).step(params, buffers, opt, batch, key)
+        params, buffers, opt, min_metrics = step_rule(minimise, tx).step(params, buffers, opt, batch, key)
         metrics.update(min_metrics)
         metrics["max_step"] = torch.tensor(float(is_max_step))
         return params, buffers, ScrubState(opt, state.count + 1, t_params, t_buffers), metrics
