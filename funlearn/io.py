@@ -83,10 +83,11 @@ def save_tensors(
 
 
 def _read_safetensors(data: bytes) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    tensors = _st_load(data)
+    loaded = _st_load(data)
     header_len = int.from_bytes(data[:8], "little")
     header = json.loads(data[8 : 8 + header_len])
     raw_meta = header.get("__metadata__", {}) or {}
+    tensors = {k: loaded[k] for k in header if k != "__metadata__"}  # the file's order, not a hash map's
     return tensors, {k: json.loads(v) for k, v in raw_meta.items()}
 
 
@@ -195,6 +196,8 @@ def load_params(
         _validate("buffers", buffers, expected_buffers, path)
         for k, v in ref_buffers.items():  # non-persistent buffers are not in state dicts
             buffers.setdefault(k, v.detach().clone())
+        params = {k: params[k] for k in ref_params}  # the model's order: code that walks the dict in
+        buffers = {k: buffers[k] for k in ref_buffers}  # order (e.g. drawing noise) stays reproducible
     if device is not None:
         params = {k: v.to(device) for k, v in params.items()}
         buffers = {k: v.to(device) for k, v in buffers.items()}
