@@ -12,7 +12,10 @@ timed in both phases: "max+min" (a max-step on forget and a min-step on retain, 
 updates) and "min" (the later epochs, retain only). Time per sample = time per step / samples, and
 the ratio divides it by Finetune's. SalUn's one-off saliency pass is not part of a step.
 
-    OMP_WAIT_POLICY=PASSIVE python benchmarks/methods.py [--repeats 9] [--steps 4]
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/methods.py [--repeats 9] [--steps 4] [--standard-layout]
+
+The model runs in channels-last layout (``fl.functional(..., channels_last=True)``), the faster one
+for convolutions on CPU; ``--standard-layout`` measures the default NCHW layout instead.
 
 Targets (issue #5): every method <= 1.15x Finetune per sample, except UAM (two gradient
 evaluations) <= 2.2x and the teacher methods (SCRUB, BadTeacher) <= 1.5x.
@@ -75,6 +78,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--standard-layout", action="store_true",
+                        help="run in the standard NCHW layout instead of channels-last (the faster on CPU)")
     args = parser.parse_args()
 
     bundle = fl.load_dataset("fashion_mnist")
@@ -83,7 +88,8 @@ def main() -> None:
     retain = fl.TensorLoader(bundle.train_x, bundle.train_y, args.batch, seed=2, indices=split.retain)
     batches = list(fl.merged_batches(forget, retain, epoch_length=8))
     net = fl.create_model("small_cnn", num_classes=10, in_channels=1, image_size=28, seed=0)
-    model, params, buffers = fl.functional(net, mean=bundle.mean, std=bundle.std)
+    model, params, buffers = fl.functional(net, mean=bundle.mean, std=bundle.std,
+                                           channels_last=not args.standard_layout)
     forget_eval = list(fl.TensorLoader(bundle.train_x, bundle.train_y, 512, shuffle=False, indices=split.forget))
 
     table = presets(len(retain))
@@ -96,7 +102,8 @@ def main() -> None:
         for name, stepper in steppers.items():
             times[name].append(stepper(args.steps))
 
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, small_cnn on Fashion-MNIST 1x28x28, "
+    layout = "standard NCHW" if args.standard_layout else "channels-last"
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, small_cnn ({layout}) on Fashion-MNIST 1x28x28, "
           f"{args.batch} forget + {args.batch} retain images per batch, median of {args.repeats} x {args.steps} steps")
     base = statistics.median(times["finetune"]) / args.batch
     print(f"{'method':30s} {'ms/step':>8s} {'samples':>8s} {'us/sample':>10s} {'ratio':>6s} {'target':>7s}")

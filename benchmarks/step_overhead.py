@@ -2,9 +2,9 @@
 
 One full step = forward + gradient + SGD update (momentum 0.9, weight decay 5e-4) on one batch of
 128 28x28 single-channel images, for a small CNN and for ResNet-18 (CIFAR variant). The two loops
-alternate within each repeat so that machine noise hits both alike; the figure is the median.
+alternate step by step (ABBA order) so that machine noise hits both alike; the figure is the median.
 
-    OMP_WAIT_POLICY=PASSIVE python benchmarks/step_overhead.py [--repeats 15] [--steps 5]
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/step_overhead.py [--repeats 60] [--resnet-repeats 12]
 
 Target (issue #2): functional / plain <= 1.10 for both models.
 """
@@ -52,42 +52,38 @@ def functional_loop(net: nn.Module, x: torch.Tensor, y: torch.Tensor):
     return step
 
 
-def time_steps(step, n: int) -> float:
-    start = time.perf_counter()
-    for _ in range(n):
-        step()
-    return (time.perf_counter() - start) / n
-
-
-def measure(name: str, net: nn.Module, repeats: int, steps: int) -> float:
+def measure(name: str, net: nn.Module, repeats: int) -> float:
+    """Median time per step of each loop; the two alternate step by step, in ABBA order."""
     g = torch.Generator().manual_seed(0)
     x, y = torch.rand(128, 1, 28, 28, generator=g), torch.randint(0, 10, (128,), generator=g)
     loops = {"plain": plain_loop(net, x, y), "functional": functional_loop(net, x, y)}
     for step in loops.values():  # warm-up
-        time_steps(step, 2)
+        step(), step()
     times: dict[str, list[float]] = {k: [] for k in loops}
-    for _ in range(repeats):
-        for k, step in loops.items():
-            times[k].append(time_steps(step, steps))
+    order = list(loops)
+    for r in range(repeats):
+        for k in order if r % 2 == 0 else order[::-1]:
+            start = time.perf_counter()
+            loops[k]()
+            times[k].append(time.perf_counter() - start)
     med = {k: statistics.median(v) for k, v in times.items()}
     ratio = med["functional"] / med["plain"]
     print(f"{name:10s} plain {med['plain'] * 1e3:8.2f} ms/step   functional {med['functional'] * 1e3:8.2f} ms/step"
-          f"   ratio {ratio:.3f}")
+          f"   ratio {ratio:.3f}   ({repeats} steps each)")
     return ratio
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=60, help="steps of each loop for the small CNN")
+    parser.add_argument("--resnet-repeats", type=int, default=12, help="steps of each loop for ResNet-18")
     args = parser.parse_args()
-    torch.manual_seed(0)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, batch 128, 1x28x28")
     ratios = {
-        "small_cnn": measure("small_cnn", create_model("small_cnn", num_classes=10, in_channels=1, image_size=28),
-                             args.repeats, args.steps),
-        "resnet18": measure("resnet18", create_model("resnet18", num_classes=10, in_channels=1),
-                            max(3, args.repeats // 3), max(1, args.steps // 2)),
+        "small_cnn": measure("small_cnn", create_model("small_cnn", num_classes=10, in_channels=1, image_size=28,
+                                                       seed=0), args.repeats),
+        "resnet18": measure("resnet18", create_model("resnet18", num_classes=10, in_channels=1, seed=0),
+                            args.resnet_repeats),
     }
     verdict = all(r <= 1.10 for r in ratios.values())
     print(f"target functional/plain <= 1.10: {'met' if verdict else 'NOT met'}")

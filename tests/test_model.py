@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from conftest import make_cnn
-from funlearn import functional, load_into_module, random_init
+from funlearn import functional, load_into_module, random_init, value_and_grad
 
 
 def test_apply_equals_module_forward_in_eval_and_train(batch):
@@ -117,3 +117,24 @@ def test_random_init_refuses_parameters_it_cannot_reset():
 
     with pytest.raises(ValueError, match="scale"):
         random_init(functional(Scaled())[0], 0)
+
+
+def test_channels_last_gives_the_same_logits_gradients_and_buffers(batch):
+    x, y = batch
+    net = make_cnn()
+    model, params, buffers = functional(net)
+    cl_model, cl_params, cl_buffers = functional(net, channels_last=True)
+    assert cl_params["0.weight"].is_contiguous(memory_format=torch.channels_last)
+
+    def loss(m, p, b):
+        logits, nb = m.apply(p, b, x, train=True)
+        return nn.functional.cross_entropy(logits, y), nb
+
+    (l0, b0), g0 = value_and_grad(lambda p: loss(model, p, buffers), has_aux=True)(params)
+    (l1, b1), g1 = value_and_grad(lambda p: loss(cl_model, p, cl_buffers), has_aux=True)(cl_params)
+    assert torch.allclose(l0, l1, atol=1e-6)
+    assert all(torch.allclose(g0[k], g1[k], atol=1e-6) for k in g0)
+    assert all(torch.allclose(b0[k].float(), b1[k].float(), atol=1e-6) for k in b0)
+    # standard-layout params (e.g. loaded from a file) give the same numbers as channels-last ones
+    assert torch.equal(cl_model.logits(params, buffers, x), cl_model.logits(cl_params, buffers, x))
+    assert random_init(cl_model, 0)[0]["0.weight"].is_contiguous(memory_format=torch.channels_last)

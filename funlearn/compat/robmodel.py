@@ -13,9 +13,9 @@ or a safetensors file when ``path`` ends in ``.safetensors``. ``load_dict(path)`
 funlearn checkpoints (``params/...``/``buffers/...``), always without unpickling objects. The
 state_dict keys are torchunlearn's: ``model.<name>`` for the network, plus ``n_classes``, ``mean``
 and ``std``. torchunlearn *trainer* checkpoints (its ``last.pth``/``best.pth``) pickle a
-``RecordManager`` object and are refused; extract their weights once, in an environment you trust::
-
-    torch.save({"rmodel": torch.load("best.pth", weights_only=False)["rmodel"]}, "weights.pth")
+``RecordManager`` object and are refused; extract their weights once, in an environment you trust:
+load the file with ``torch.load`` with ``weights_only`` switched off, and ``torch.save`` its
+``"rmodel"`` entry as ``{"rmodel": state_dict}``.
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ PathLike = str | os.PathLike
 
 _CONVERT_HINT = (
     "torchunlearn trainer checkpoints pickle a RecordManager object, which funlearn never unpickles. "
-    "Extract the weights once, in an environment you trust: "
-    "torch.save({'rmodel': torch.load(path, weights_only=False)['rmodel']}, 'weights.pth')"
+    "Extract the weights once, in an environment you trust: load the file with torch.load with "
+    "weights_only switched off and torch.save its 'rmodel' entry as {'rmodel': state_dict}."
 )
 
 

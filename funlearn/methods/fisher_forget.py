@@ -99,9 +99,10 @@ def fisher_noise(
         mean[k], var[k] = mu, v
     if generator is None:
         return mean, var
-    noise = {k: torch.randn(v.shape, generator=generator, dtype=v.dtype, device=generator.device).to(v.device)
-             for k, v in var.items()}  # fmt: skip
-    return {k: mean[k] + var[k].sqrt() * noise[k] for k in params}, var
+    noise = {}
+    for k in sorted(var):  # sorted: the draws never depend on the params' dict order
+        noise[k] = torch.randn(var[k].shape, generator=generator, dtype=var[k].dtype, device=generator.device)
+    return {k: mean[k] + var[k].sqrt() * noise[k].to(var[k].device) for k in params}, var
 
 
 def fisher_forget(

@@ -79,7 +79,8 @@ def uam(
     run, not periodic as torchunlearn's, defect M2). Separate forwards: forget at ``θ``, then retain
     at the perturbed point (torchunlearn pools forget and retain in the first forward, defect M4).
 
-    The sign of the perturbation. torchunlearn perturbs along ``+∇CE_F`` (``perturb=forget_ce(model)``).
+    The sign of the perturbation. The paper ("perturbs model parameters to maximize the forget loss")
+    and torchunlearn perturb along ``+∇CE_F`` (``perturb=forget_ce(model)``).
     The descent drives ``θ + ε`` toward a retain minimum, so the returned ``θ`` ends near that
     minimum minus ``ε``: with ``ε ∝ +∇CE_F`` it moves *toward* the forget data (on Fashion-MNIST
     class-wise forgetting, forget accuracy stayed at 96% after 300 steps while Finetune reached 78%),
