@@ -7,37 +7,21 @@ state) and written atomically.
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from funlearn.engine.plot import new_figure, save_png
 from funlearn.engine.records import History
 from funlearn.evaluation.evaluate import UnlearningEvaluation
 from funlearn.evaluation.report import Report, _label
-from funlearn.io import atomic_write_bytes
 
 __all__ = ["DEFAULT_CURVES", "plot_curves", "plot_tradeoff"]
 
 DEFAULT_CURVES: dict[str, str] = {"RA": "acc/retain", "FA": "acc/forget", "TA": "acc/test"}
 
 Records = Sequence[Mapping[str, Any]]
-
-
-def _figure(**kwargs: Any) -> Any:
-    try:
-        from matplotlib.figure import Figure
-    except ImportError as err:
-        raise ImportError("plotting needs matplotlib: pip install funlearn[plot]") from err
-    return Figure(**kwargs)
-
-
-def _save(fig: Any, path: str | os.PathLike) -> Path:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
-    atomic_write_bytes(path, buffer.getvalue())
-    return Path(path)
 
 
 def plot_curves(
@@ -74,7 +58,7 @@ def plot_curves(
         if bad:
             raise ValueError(f"{name}: records {bad[:5]} hold metrics but no {x!r} (set x=...)")
 
-    fig = _figure(figsize=(4.2 * len(metrics), 3.6), layout="constrained")
+    fig = new_figure(figsize=(4.2 * len(metrics), 3.6), layout="constrained")
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
     for ax, (panel, key) in zip(axes, metrics.items(), strict=True):
         for name, history in histories.items():
@@ -90,7 +74,7 @@ def plot_curves(
     axes[0].legend(fontsize="small")
     if title:
         fig.suptitle(title)
-    return _save(fig, path)
+    return save_png(fig, path, dpi=120)
 
 
 def _rows(
@@ -126,7 +110,7 @@ def plot_tradeoff(
     if lacking:
         raise ValueError(f"{lacking} lack {keys}: evaluate them with baseline=retrain_baseline(...)")
 
-    fig = _figure(figsize=(5.5, 4.5), layout="constrained")
+    fig = new_figure(figsize=(5.5, 4.5), layout="constrained")
     ax = fig.subplots()
     for name, r in rows.items():
         px, py = float(r[x]), sum(float(r[k]) for k in y) / len(y)
@@ -143,4 +127,4 @@ def plot_tradeoff(
     ax.legend(loc="lower right", fontsize="small")
     if title:
         ax.set_title(title)
-    return _save(fig, path)
+    return save_png(fig, path, dpi=120)
