@@ -17,6 +17,7 @@ from funlearn.second_order import (
     sample_loss,
     squared_grad_sum,
 )
+from funlearn.second_order.layerwise import _Conv2dRule
 
 
 def with_running_stats(net: nn.Module, seed: int = 3) -> nn.Module:
@@ -195,3 +196,16 @@ def test_inputs_are_not_modified_and_bad_input_is_rejected(batch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the supported model takes the layer-wise path silently
         per_sample_grad_norms(loss_fn, params, (x, y))
+
+
+@pytest.mark.parametrize(
+    "kernel, stride, dilation, padding, groups",
+    [((3, 2), (2, 1), (1, 2), (2, 1), 1), (3, 1, 2, 1, 2), ((1, 3), 2, 1, 0, 4), (5, (1, 3), 1, 2, 1)],
+)
+def test_layerwise_unfold_equals_torch_unfold(kernel, stride, dilation, padding, groups):
+    """The strided-window unfold equals ``F.unfold`` (per group), on a channels-last input too."""
+    conv = nn.Conv2d(4, 8, kernel, stride=stride, dilation=dilation, padding=padding, groups=groups)
+    a = torch.randn(3, 4, 11, 9).contiguous(memory_format=torch.channels_last)
+    ref = F.unfold(a, conv.kernel_size, dilation=conv.dilation, padding=conv.padding, stride=conv.stride)
+    got = _Conv2dRule("unfold")._unfold(conv, a)
+    assert torch.equal(got, ref.reshape(3, groups, -1, ref.shape[-1]))

@@ -4,10 +4,11 @@ For ``L(theta) = (1/n) sum_i l_i(theta)`` over every sample of ``data`` (an iter
 can be iterated again, such as a list or a loader) and a direction ``v`` shaped like ``params``:
 
 - :func:`hvp`: the Hessian product ``H v = grad <grad L, v>``, batch by batch (weighted by batch
-  size). ``"fwd_rev"`` is ``jvp(grad(L), (theta,), (v,))`` (forward-over-reverse, the
-  ``torch.func`` recommendation); ``"rev_rev"`` differentiates ``<grad L, v>`` by autograd
-  (double backward); ``"auto"`` tries forward-over-reverse and falls back when an op has no
-  forward-mode rule.
+  size). ``"rev_rev"`` (default) differentiates ``<grad L, v>`` by autograd (double backward);
+  ``"fwd_rev"`` is ``jvp(grad(L), (theta,), (v,))`` (forward-over-reverse, the ``torch.func``
+  recommendation); ``"auto"`` tries forward-over-reverse and falls back to double backward when
+  an op has no forward-mode rule. On this project's 2-core CPU double backward measured as fast
+  on a small CNN (2.5 gradients each) and 1.5x faster on ResNet-18 (3.7 vs 5.6 gradients).
 - :func:`ggn_vp`: the generalised Gauss-Newton product ``G v = (1/n) sum_i J_i^T H_i J_i v`` with
   ``J_i = d logits_i / d theta`` and ``H_i = d^2 l / d logits^2``; for cross-entropy this is the
   true Fisher product. PSD, so conjugate gradient always applies.
@@ -134,7 +135,7 @@ def hvp(
     v: Params,
     data: Iterable[Any],
     *,
-    strategy: Literal["auto", "fwd_rev", "rev_rev"] = "auto",
+    strategy: Literal["rev_rev", "fwd_rev", "auto"] = "rev_rev",
 ) -> Params:
     """``H v`` for the Hessian of ``L = (1/n) sum over data of loss_fn``, shaped like ``params``.
 
@@ -142,7 +143,7 @@ def hvp(
     (the first dim of their first tensor).
     """
     if strategy not in ("auto", "fwd_rev", "rev_rev"):
-        raise ValueError(f"strategy must be 'auto', 'fwd_rev' or 'rev_rev', got {strategy!r}")
+        raise ValueError(f"strategy must be 'rev_rev', 'fwd_rev' or 'auto', got {strategy!r}")
     _check_direction(params, v)
     params, v = tree.detach(params), tree.detach(v)
 
@@ -168,7 +169,7 @@ def sampled_hvp(
     dataset: tuple[Tensor, ...],
     batch_size: int,
     *,
-    strategy: Literal["auto", "fwd_rev", "rev_rev"] = "auto",
+    strategy: Literal["rev_rev", "fwd_rev", "auto"] = "rev_rev",
 ) -> Callable[[Params, torch.Generator], Params]:
     """``matvec(v, key)``: the Hessian product on ``batch_size`` samples of ``dataset`` (a tuple of
     tensors sharing the first dim) drawn with replacement from ``key``, for :func:`lissa`."""
