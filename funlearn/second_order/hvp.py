@@ -58,6 +58,10 @@ class BatchLoss:
         return value
 
 
+def _loss_or_default(loss: Callable[[Tensor, Tensor], Tensor] | None) -> Callable[[Tensor, Tensor], Tensor]:
+    return loss if loss is not None else functools.partial(cross_entropy, reduction="none")
+
+
 def batch_loss(
     model: FunctionalModel,
     buffers: Buffers,
@@ -72,7 +76,7 @@ def batch_loss(
     """
     if l2 < 0:
         raise ValueError(f"l2 must be >= 0, got {l2}")
-    return BatchLoss(model, buffers, loss if loss is not None else functools.partial(cross_entropy, reduction="none"), float(l2))
+    return BatchLoss(model, buffers, _loss_or_default(loss), float(l2))
 
 
 def count_samples(batch: Any) -> int:
@@ -209,10 +213,6 @@ def _jvp_vjp(
         return {k: torch.zeros_like(p) if g is None else g for (k, p), g in zip(params.items(), grads)}
 
     return _accumulate(data, one, params)
-
-
-def _loss_or_default(loss: Callable[[Tensor, Tensor], Tensor] | None) -> Callable[[Tensor, Tensor], Tensor]:
-    return loss if loss is not None else functools.partial(cross_entropy, reduction="none")
 
 
 def ggn_vp(
